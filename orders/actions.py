@@ -101,7 +101,9 @@ def process_delivery(*, delivery_id: int, now: datetime | None = None) -> str:
     now = now or timezone.now()
     with transaction.atomic():
         delivery = (
-            WebhookDelivery.objects.select_for_update(skip_locked=True)
+            # of=("self",): lock the delivery only; locking its shop too would make a
+            # second delivery of the same shop skip this one.
+            WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("shop")
             .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING)
             .first()
@@ -238,3 +240,16 @@ def tick(*, now: datetime) -> str:
     pruned = prune_rejections(now=now)
     record_tick("orders", now)
     return f"re-enqueued {requeued}, catch-ups {syncs}, pruned {pruned}"
+
+
+def resolve_privacy_requests(*, request_ids: list[int], by: str, now: datetime) -> int:
+    """Mark open privacy requests resolved by ``by`` (a staff username) at ``now``.
+
+    A request resolved already keeps who resolved it and when. Returns how many were
+    resolved by this call."""
+    from orders.models import PrivacyRequest
+
+    with transaction.atomic():
+        return PrivacyRequest.objects.filter(pk__in=request_ids, resolved_at__isnull=True).update(
+            resolved_at=now, resolved_by=by[:150]
+        )

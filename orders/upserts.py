@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 
 from django.db import IntegrityError, transaction
 from django.db.models import Model
@@ -43,7 +44,7 @@ from orders.platforms.base import (
     ProductViewed,
     ShopEvent,
 )
-from orders.statuses import OrderStatus
+from orders.statuses import OrderStatus, default_status_maps
 
 
 @dataclass
@@ -86,10 +87,22 @@ def map_status(platform: str, raw_status: str, now: datetime) -> str:
     gets a mapping row of its own, for staff to fill in."""
     if not raw_status:
         return OrderStatus.UNKNOWN
-    mapping, _ = StatusMapping.objects.get_or_create(
-        platform=platform, raw_status=raw_status, defaults={"status": OrderStatus.UNKNOWN, "first_seen_at": now}
-    )
+    mapping = StatusMapping.objects.filter(platform=platform, raw_status=raw_status).first()
+    if mapping is None:
+        # The migration loads the defaults; a row missing here (deleted by staff, or a
+        # default added in a later release) falls back to the code's default.
+        default = _default_maps().get(platform, {}).get(raw_status)
+        mapping, _ = StatusMapping.objects.get_or_create(
+            platform=platform,
+            raw_status=raw_status,
+            defaults={"status": default or OrderStatus.UNKNOWN, "first_seen_at": None if default else now},
+        )
     return mapping.status
+
+
+@lru_cache(maxsize=1)
+def _default_maps() -> dict[str, dict[str, str]]:
+    return default_status_maps()
 
 
 # --- customers -------------------------------------------------------------------------

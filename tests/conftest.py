@@ -94,3 +94,25 @@ def run_pending() -> list[str]:
     """Process pending deliveries in arrival order, as a worker would."""
     ids = WebhookDelivery.objects.filter(status="pending").order_by("id").values_list("id", flat=True)
     return [process_delivery(delivery_id=i) for i in list(ids)]
+
+
+def _point_broker_at(url: str) -> None:
+    from marketing.celery import app
+
+    app.conf.broker_url = url
+    # Publishing goes through cached connection and producer pools built from the old URL.
+    app._pool = None
+    app.amqp._producer_pool = None
+
+
+@pytest.fixture
+def broker_down() -> Any:
+    """The Celery broker is unreachable (a closed port) until the fixture ends."""
+    from marketing.celery import app
+
+    good = app.conf.broker_url
+    _point_broker_at("redis://127.0.0.1:1/0")
+    try:
+        yield
+    finally:
+        _point_broker_at(good)

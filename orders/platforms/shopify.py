@@ -247,7 +247,7 @@ def _customer(shop: Shop, data: dict[str, Any], state: StateReader) -> list[Shop
 def _privacy(kind: str) -> Callable[[Shop, dict[str, Any], StateReader], list[ShopEvent]]:
     def parse(shop: Shop, data: dict[str, Any], state: StateReader) -> list[ShopEvent]:
         customer = obj(data, "customer")
-        orders = data.get("orders_to_redact") or obj(data, "data_request").get("orders_requested") or []
+        orders = data.get("orders_to_redact") or data.get("orders_requested") or []
         return [
             PrivacyRequested(
                 kind=kind,
