@@ -85,6 +85,7 @@ DATABASES = {"default": env_database_url("DATABASE_URL").as_django()}
 # Several test runs may share one server (parallel checkouts): each can name its own test database.
 DATABASES["default"]["TEST"] = {"NAME": env_str("HERALD_TEST_DATABASE", "test_" + str(DATABASES["default"]["NAME"]))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+FORMS_URLFIELD_ASSUME_HTTPS = True
 
 REDIS_URL = env_redis_url("REDIS_URL")
 CACHES = {

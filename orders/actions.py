@@ -7,20 +7,21 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from orders.models import RejectedRequest, Shop, WebhookDelivery
 from orders.platforms import get_platform
-from orders.platforms.base import Envelope, PayloadError
+from orders.platforms.base import Envelope, PayloadError, ShopEvent
 from orders.upserts import Context, DatabaseState, apply_events
 
 log = logging.getLogger(__name__)
 
 # Headers never worth keeping (credentials, cookies).
 _DROPPED_HEADERS = {"cookie", "authorization", "proxy-authorization"}
-# After this many attempts a delivery waiting on something external is failed for a person.
-MAX_RETRY_ATTEMPTS = 8
+# A delivery waiting on something external (a platform API, an order not seen yet) is
+# retried by the orders tick for this long after it arrived, then failed for a person.
+RETRY_FOR = timedelta(hours=24)
 
 
 def keepable_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -97,48 +98,72 @@ def enqueue_delivery(delivery_id: int) -> bool:
 
 def process_delivery(*, delivery_id: int, now: datetime | None = None) -> str:
     """Parse and apply one pending delivery. Safe to run twice or concurrently: the
-    delivery row is locked and only a pending one is processed. Returns what happened."""
+    delivery row is locked and only a pending one is applied. Returns what happened.
+
+    Parsing happens before the transaction: a platform whose webhooks carry ids only
+    (BigCommerce) fetches the resource over HTTP, and no row lock or transaction should
+    be held open while it waits.
+    """
     now = now or timezone.now()
+    delivery = WebhookDelivery.objects.select_related("shop").filter(pk=delivery_id).first()
+    if delivery is None or delivery.status != WebhookDelivery.Status.PENDING:
+        return "not pending"
+    events, problem = _parse(delivery)
     with transaction.atomic():
-        delivery = (
+        locked = (
             # of=("self",): lock the delivery only; locking its shop too would make a
             # second delivery of the same shop skip this one.
             WebhookDelivery.objects.select_for_update(skip_locked=True, of=("self",))
-            .select_related("shop")
             .filter(pk=delivery_id, status=WebhookDelivery.Status.PENDING)
             .first()
         )
-        if delivery is None:
+        if locked is None:
             return "not pending, or being processed by another worker"
-        delivery.attempts += 1
-        module = get_platform(delivery.protocol)
-        try:
-            if module is None:
-                raise PayloadError(f"No platform module for protocol {delivery.protocol!r}.")
-            with transaction.atomic():
-                events = module.parse(
-                    shop=delivery.shop, topic=delivery.topic, body=delivery.body_bytes, state=DatabaseState(delivery.shop)
-                )
-                result = apply_events(Context(shop=delivery.shop, delivery=delivery, now=now), events)
-        except PayloadError as exc:
-            if exc.retry and delivery.attempts < MAX_RETRY_ATTEMPTS:
-                delivery.error = f"Will retry: {exc.reason}"
-                delivery.save(update_fields=["attempts", "error"])
-                return delivery.error
-            _fail(delivery, exc.reason, now)
-            return f"failed: {exc.reason}"
-        except Exception as exc:
-            # A bug or an unexpected payload shape: keep the input and the reason; a
-            # person replays it once the cause is fixed.
-            log.exception("Processing delivery %s failed", delivery_id)
-            _fail(delivery, f"Unexpected error: {type(exc).__name__}: {exc}", now)
-            return f"failed: {delivery.error}"
-        delivery.status = WebhookDelivery.Status.PROCESSED
-        delivery.result = result[:500]
-        delivery.error = ""
-        delivery.processed_at = now
-        delivery.save(update_fields=["status", "result", "error", "processed_at", "attempts"])
+        locked.shop = delivery.shop
+        locked.attempts += 1
+        if problem is None:
+            try:
+                with transaction.atomic():
+                    result = apply_events(Context(shop=locked.shop, delivery=locked, now=now), events)
+            except PayloadError as exc:
+                problem = exc
+            except IntegrityError as exc:
+                # Lost a race with another worker on a unique row; the next try sees it.
+                problem = PayloadError(f"Conflicting concurrent update ({exc}).", retry=True)
+            except Exception as exc:
+                # A bug or an unexpected payload shape: keep the input and the reason; a
+                # person replays it once the cause is fixed.
+                log.exception("Applying delivery %s failed", delivery_id)
+                problem = PayloadError(f"Unexpected error: {type(exc).__name__}: {exc}")
+        if problem is not None:
+            if problem.retry and now - locked.received_at < RETRY_FOR:
+                locked.error = f"Will retry: {problem.reason}"
+                locked.save(update_fields=["attempts", "error"])
+                return locked.error
+            _fail(locked, problem.reason, now)
+            return f"failed: {problem.reason}"
+        locked.status = WebhookDelivery.Status.PROCESSED
+        locked.result = result[:500]
+        locked.error = ""
+        locked.processed_at = now
+        locked.save(update_fields=["status", "result", "error", "processed_at", "attempts"])
         return result
+
+
+def _parse(delivery: WebhookDelivery) -> tuple[list[ShopEvent], PayloadError | None]:
+    module = get_platform(delivery.protocol)
+    if module is None:
+        return [], PayloadError(f"No platform module for protocol {delivery.protocol!r}.")
+    try:
+        events = module.parse(
+            shop=delivery.shop, topic=delivery.topic, body=delivery.body_bytes, state=DatabaseState(delivery.shop)
+        )
+    except PayloadError as exc:
+        return [], exc
+    except Exception as exc:
+        log.exception("Parsing delivery %s failed", delivery.pk)
+        return [], PayloadError(f"Unexpected error while reading: {type(exc).__name__}: {exc}")
+    return events, None
 
 
 def _fail(delivery: WebhookDelivery, reason: str, now: datetime) -> None:

@@ -193,9 +193,17 @@ def resolve_customer(ctx: Context, data: CustomerData, *, registered: bool = Fal
 def _apply_customer_fields(customer: Customer, data: CustomerData, email, phone, zone) -> None:  # type: ignore[no-untyped-def]
     # A partial view (a guest order carries only an email) never blanks what we know.
     if email.raw and (email.valid or not customer.email):
-        customer.email_raw, customer.email_valid = email.raw, email.valid
-        if email.valid:
-            customer.email = email.value
+        taken = (
+            email.valid
+            and email.value != customer.email
+            and Customer.objects.filter(email=email.value).exclude(pk=customer.pk).exists()
+        )
+        # Another customer already owns that address (an account email differing from a
+        # billing email): keep ours rather than merge two people on a guess.
+        if not taken:
+            customer.email_raw, customer.email_valid = email.raw, email.valid
+            if email.valid:
+                customer.email = email.value
     if phone.raw:
         customer.phone_raw, customer.phone_valid, customer.phone = phone.raw, phone.valid, phone.value
     if zone.raw:
