@@ -304,6 +304,8 @@ def _order_fields(ctx: Context, data: OrderData) -> dict[str, object]:
         "carrier": data.carrier[:200],
         "tracking_url": data.tracking_url[:1000],
         "problems": problems,
+        # A newer full state of the order means it exists again (restored from trash).
+        "deleted_at": None,
     }
 
 

@@ -92,7 +92,8 @@ class PrivacyRequest(models.Model):
     notes = models.TextField(blank=True)
 
     class Meta:
-        ordering = ["resolved_at", "-received_at"]
+        # Open requests (no resolved_at) first.
+        ordering = [models.F("resolved_at").asc(nulls_first=True), "-received_at"]
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} from {self.shop.slug}"

@@ -32,6 +32,24 @@ WEBHOOK_PROTOCOL: dict[str, str] = {
 }
 
 
+WEBHOOK_INSTRUCTIONS: dict[str, str] = {
+    Platform.SHOPIFY: "Shopify: in your app's settings create the webhook subscriptions (orders, customers and the "
+    "privacy topics) with this URL, and paste the app's client secret as the secret here: Shopify signs every "
+    "webhook with it.",
+    Platform.WOOCOMMERCE: "WooCommerce: in WordPress open WooCommerce > Settings > Advanced > Webhooks, add one "
+    "webhook per topic (Order created, Order updated, Customer created, ...) with this Delivery URL, and the secret "
+    "here as its Secret.",
+    Platform.BIGCOMMERCE: "BigCommerce: create the webhook subscriptions (store/order/*, store/customer/*) with this "
+    "destination and a header X-Herald-Webhook-Secret set to the secret here. BigCommerce does not sign webhooks, "
+    "so that header is what proves a request is yours.",
+}
+GENERIC_INSTRUCTIONS = (
+    "{platform}: have the store's bridge POST each event to this URL with a Herald-Signature header "
+    '(t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>" keyed with the secret here); see docs/WEBHOOKS.md.'
+)
+
+
+
 def validate_timezone(value: str) -> None:
     try:
         zoneinfo.ZoneInfo(value)
@@ -74,6 +92,9 @@ class Shop(models.Model):
     synced_until = models.DateTimeField(
         null=True, blank=True, help_text="WooCommerce catch-up: orders modified up to this time have been pulled."
     )
+    last_sync_message = models.CharField(
+        max_length=500, blank=True, editable=False, help_text="What the last WooCommerce catch-up did or why it failed."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -98,3 +119,8 @@ class Shop(models.Model):
 
     def webhook_url(self) -> str:
         return settings.HERALD_PUBLIC_URL + self.webhook_path()
+
+    def webhook_instructions(self) -> str:
+        """One line telling staff where this shop's webhook URL and secret go on its platform."""
+        generic = GENERIC_INSTRUCTIONS.format(platform=self.get_platform_display())
+        return WEBHOOK_INSTRUCTIONS.get(self.platform, generic)
