@@ -6,8 +6,11 @@ misconfigured deployment fails loudly instead of running with a guess.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -58,6 +61,23 @@ def env_list(name: str, default: list[str]) -> list[str]:
     if value is None:
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_json(name: str, default: Any) -> Any:
+    """A JSON value, or a path to a JSON file when the value starts with ``@``."""
+    value = os.environ.get(name)
+    if value is None or not value.strip():
+        return default
+    source = value
+    if value.startswith("@"):
+        try:
+            source = Path(value[1:]).read_text()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"The environment variable {name} names a file that cannot be read: {exc}.") from None
+    try:
+        return json.loads(source)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"The environment variable {name} is not valid JSON: {exc}.") from None
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from marketing.env import (
     env_bool,
     env_database_url,
     env_int,
+    env_json,
     env_list,
     env_path_prefix,
     env_redis_url,
@@ -85,7 +86,6 @@ DATABASES = {"default": env_database_url("DATABASE_URL").as_django()}
 # Several test runs may share one server (parallel checkouts): each can name its own test database.
 DATABASES["default"]["TEST"] = {"NAME": env_str("HERALD_TEST_DATABASE", "test_" + str(DATABASES["default"]["NAME"]))}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
-FORMS_URLFIELD_ASSUME_HTTPS = True
 
 REDIS_URL = env_redis_url("REDIS_URL")
 CACHES = {
@@ -149,7 +149,24 @@ HERALD_REJECTED_LOG_RETENTION_DAYS = env_int("HERALD_REJECTED_LOG_RETENTION_DAYS
 HERALD_REENQUEUE_AFTER_SECONDS = env_int("HERALD_REENQUEUE_AFTER_SECONDS", 60, minimum=1)
 HERALD_WOOCOMMERCE_SYNC_MINUTES = env_int("HERALD_WOOCOMMERCE_SYNC_MINUTES", 15, minimum=1)
 # Each app that owns periodic work reports its health here (see marketing/health.py).
-HERALD_HEALTH_CHECKS = ["orders.health.check"]
+HERALD_HEALTH_CHECKS = ["orders.health.check", "channels.health.check"]
+# A message not sent within this long of being queued fails as expired.
+HERALD_MESSAGE_MAX_AGE_SECONDS = env_int("HERALD_MESSAGE_MAX_AGE_SECONDS", 86400, minimum=60)
+
+# --- Channel backends ----------------------------------------------------------
+# alias -> {"BACKEND": dotted path, "KIND": kind (when the alias is not a kind),
+#           "OPTIONS": {...}}; see docs/ADDING_A_CHANNEL.md. Without configuration every
+# kind goes to a development backend: email is written to var/outbox/, the rest is
+# printed by the worker, so a newcomer sees messages without accounts.
+_OUTBOX = str(BASE_DIR / "var" / "outbox")
+_DEV_CHANNELS = {
+    "email": {"BACKEND": "channels.backends.file.FileBackend", "OPTIONS": {"PATH": _OUTBOX}},
+    **{
+        kind: {"BACKEND": "channels.backends.console.ConsoleBackend"}
+        for kind in ("sms", "whatsapp", "viber", "telegram", "messenger", "line", "mobile_push", "web_push")
+    },
+}
+CHANNEL_BACKENDS = env_json("HERALD_CHANNEL_BACKENDS", _DEV_CHANNELS)
 
 LOGGING = {
     "version": 1,

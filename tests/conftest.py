@@ -116,3 +116,15 @@ def broker_down() -> Any:
         yield
     finally:
         _point_broker_at(good)
+
+
+@pytest.fixture(autouse=True)
+def channel_backends(settings: Any) -> Any:
+    """Every kind goes to the in-memory outbox unless a test configures otherwise."""
+    from channels.backends import locmem
+    from channels.kinds import ChannelKind
+
+    settings.CHANNEL_BACKENDS = {kind: {"BACKEND": "channels.backends.locmem.LocmemBackend"} for kind in ChannelKind.values}
+    locmem.outbox.clear()
+    yield locmem.outbox
+    locmem.outbox.clear()
