@@ -117,3 +117,47 @@ class DeliveryEvent(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["message", "kind", "provider_event_id"], name="delivery_event_once")
         ]
+
+
+class Receipt(models.Model):
+    """A provider's raw delivery receipt (or inbound opt-out), stored before it is answered."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        PROCESSED = "processed", "Processed"
+        FAILED = "failed", "Failed"
+
+    alias = models.CharField(max_length=60)
+    headers = models.JSONField(default=dict)
+    body = models.BinaryField()
+    query = models.CharField(max_length=2000, blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    error = models.TextField(blank=True)
+    result = models.CharField(max_length=500, blank=True)
+    attempts = models.PositiveIntegerField(default=0)
+    received_at = models.DateTimeField()
+    enqueued_at = models.DateTimeField(null=True, blank=True)
+    processed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-received_at"]
+        indexes = [models.Index(fields=["enqueued_at"], condition=Q(status="pending"), name="receipt_pending")]
+
+    def __str__(self) -> str:
+        return f"receipt #{self.pk} for {self.alias} ({self.status})"
+
+
+class RejectedReceipt(models.Model):
+    """A receipt request that failed verification or could not be read: kept truncated,
+    capped, for debugging a provider's configuration. Never processed."""
+
+    alias = models.CharField(max_length=60)
+    status_code = models.PositiveSmallIntegerField()
+    reason = models.CharField(max_length=300)
+    remote_addr = models.GenericIPAddressField(null=True, blank=True)
+    headers = models.JSONField(default=dict)
+    body_excerpt = models.TextField(blank=True)
+    received_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-received_at"]

@@ -16,6 +16,13 @@ def reconcile_message_task(message_id: int) -> str:
     return upkeep.reconcile_message(message_id=message_id, now=timezone.now())
 
 
+@shared_task(name="channels.process_receipt_task")
+def process_receipt_task(receipt_id: int) -> str:
+    from channels.receipts import process_receipt
+
+    return process_receipt(receipt_id=receipt_id)
+
+
 @shared_task(name="channels.tick_task")
 def tick_task() -> str:
     """The channels room's one beat task."""

@@ -22,6 +22,7 @@ from channels.actions import (
 )
 from channels.backends.base import SendResult
 from channels.models import EventKind, Message, MessageStatus
+from channels.receipts import prune_rejected_receipts, reenqueue_receipts
 from channels.registry import backends
 
 BATCH = 200
@@ -138,5 +139,7 @@ def tick(*, now: datetime) -> str:
     )
     for message_id in unknown:
         reconcile_message_task.delay(message_id)
+    receipts = reenqueue_receipts(now=now)
+    prune_rejected_receipts(now=now)
     heartbeat.record_tick("channels", now)
-    return f"due {len(due)}, stale {stale}, reconciling {len(unknown)}"
+    return f"due {len(due)}, stale {stale}, reconciling {len(unknown)}, receipts re-enqueued {receipts}"

@@ -17,5 +17,6 @@ urlpatterns = [
     path(settings.HERALD_ADMIN_PATH, admin.site.urls),
     path("healthz", healthz, name="healthz"),
     path("", include("orders.urls")),
+    path("", include("channels.urls")),
     path("", RedirectView.as_view(url="/" + settings.HERALD_ADMIN_PATH, permanent=False)),
 ]

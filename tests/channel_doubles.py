@@ -3,12 +3,16 @@ own tests against their documented APIs)."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 from typing import Any, ClassVar
 
 import requests
 
 from channels.backends.base import HttpChannelBackend, OutgoingMessage, SendResult
 from channels.errors import ChannelError
+from channels.receipts import ReceiptEvent, ReceiptRejected, ReceiptsMixin, ReceiptUnreadable
 
 ENDPOINT = "https://provider.test/v1/messages"
 
@@ -43,3 +47,31 @@ class JsonProvider(HttpChannelBackend):
         answer = self.session.get(f"{ENDPOINT}?reference={message.idempotency_key}", timeout=self.timeout)
         found = answer.json().get("status")
         return found if found in ("sent", "delivered", "failed") else None
+
+
+class JsonProviderWithReceipts(ReceiptsMixin, JsonProvider):
+    """Receipts signed with X-Test-Signature = hex HMAC-SHA256(body, TOKEN)."""
+
+    def verify_receipt(self, request: Any, body: bytes) -> None:
+        given = request.headers.get("X-Test-Signature", "")
+        expected = hmac.new(self.options["TOKEN"].encode(), body, hashlib.sha256).hexdigest()
+        if not given:
+            raise ReceiptRejected(401, "Missing the X-Test-Signature header.")
+        if not hmac.compare_digest(given, expected):
+            raise ReceiptRejected(401, "X-Test-Signature does not match.")
+
+    def parse_receipt(self, headers: dict[str, str], body: bytes, query: str) -> list[ReceiptEvent]:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ReceiptUnreadable("The receipt is not JSON.") from None
+        if data.get("type") == "inbound" and data.get("text", "").strip().upper() == "STOP":
+            return [ReceiptEvent(opt_out_address=data["from"], detail="STOP")]
+        return [
+            ReceiptEvent(
+                kind=data["status"],
+                provider_message_id=data["id"],
+                provider_event_id=data["event_id"],
+                raw=data,
+            )
+        ]
