@@ -36,11 +36,13 @@ def receive_delivery(
     body: bytes,
     now: datetime,
     source: str = "webhook",
+    enqueue: bool = True,
 ) -> tuple[int, bool]:
     """Store an admitted delivery once. Returns (delivery id, created).
 
     ``INSERT .. ON CONFLICT DO NOTHING`` makes the same delivery posted three times at
-    once land as one row; only the request that inserted it enqueues processing.
+    once land as one row; only the request that inserted it enqueues processing (unless
+    ``enqueue`` is False: the caller processes it itself, as the demo seeding does).
     """
     table = WebhookDelivery._meta.db_table
     with transaction.atomic():
@@ -71,7 +73,8 @@ def receive_delivery(
             existing = WebhookDelivery.objects.only("id").get(shop=shop, dedupe_key=envelope.dedupe_key[:300])
             return existing.pk, False
         delivery_id = int(row[0])
-        transaction.on_commit(lambda: enqueue_delivery(delivery_id))
+        if enqueue:
+            transaction.on_commit(lambda: enqueue_delivery(delivery_id))
     return delivery_id, True
 
 

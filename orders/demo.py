@@ -99,6 +99,7 @@ def _seed_shopify(shop: Shop, now: datetime) -> int:
             body=body,
             now=now,
             source="demo",
+            enqueue=False,
         )
         if created:
             process_delivery(delivery_id=delivery_id, now=now)

@@ -86,3 +86,34 @@ def test_two_topics_about_one_new_order_processed_at_once_make_one_order(broker_
     # Whichever ran first, the newer state wins.
     assert order.status == OrderStatus.PAID
     assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"processed"}
+
+
+def test_same_woocommerce_and_generic_events_three_times_at_once_apply_once(broker_down):
+    from tests.conftest import herald_signature, woocommerce_headers
+
+    woo = ShopFactory(slug="bolt", platform="woocommerce", webhook_secret="w-secret")
+    custom = ShopFactory(slug="garnet", platform="custom", webhook_secret="g-secret")
+    woo_body = fixture_bytes("woocommerce", "order.created.json")
+    generic_body = fixture_bytes("generic", "order_created.json")
+    requests_to_make = [
+        ("/webhooks/woocommerce/bolt/", woo_body, woocommerce_headers(woo, woo_body, "order.created")),
+        (
+            "/webhooks/generic/garnet/",
+            generic_body,
+            {"HTTP_HERALD_SIGNATURE": herald_signature("g-secret", generic_body)},
+        ),
+    ]
+    for path, body, headers in requests_to_make:
+        answers = together(
+            3, lambda _: Client().generic("POST", path, body, content_type="application/json", **headers)
+        )
+        assert [a.status_code for a in answers] == [200, 200, 200], [a.content for a in answers]
+        assert sorted(a.json()["duplicate"] for a in answers) == [False, True, True]
+    deliveries = list(WebhookDelivery.objects.values_list("pk", flat=True))
+    assert len(deliveries) == 2
+    for delivery_id in deliveries:
+        together(3, lambda _: process_delivery(delivery_id=delivery_id))
+    assert set(WebhookDelivery.objects.values_list("status", flat=True)) == {"processed"}
+    assert Order.objects.filter(shop=woo).count() == 1
+    assert Order.objects.filter(shop=custom).count() == 1
+    assert OrderStatusChange.objects.count() == 2
