@@ -120,14 +120,26 @@ def servers() -> Iterator[dict[str, str]]:
         yield env
 
 
-def _terminate_on_sigterm() -> None:
-    # atexit handlers (which stop the embedded servers) run on SystemExit, not on a bare SIGTERM.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+def _handle_stop_signals() -> None:
+    # Stop cleanly on Ctrl-C and on SIGTERM, even when started from a shell that ignores
+    # SIGINT for background jobs: the finally blocks stop the children and the embedded
+    # servers (atexit handlers run on SystemExit, not on a bare signal).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
 
 
 def run_exec(command: list[str]) -> int:
     with servers() as env:
-        return subprocess.call(command, env=env, cwd=ROOT)
+        process = subprocess.Popen(command, env=env, cwd=ROOT)
+        try:
+            return process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            try:
+                return process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                return process.wait()
 
 
 def run_console() -> int:
@@ -169,9 +181,12 @@ def run_console() -> int:
         except KeyboardInterrupt:
             pass
         finally:
+            print("Stopping the web server, worker and beat...", flush=True)
             for process in processes.values():
                 if process.poll() is None:
-                    process.send_signal(signal.SIGINT)
+                    # SIGTERM: Celery's warm shutdown (finish the task in hand), and it
+                    # works even where SIGINT was ignored by the parent shell.
+                    process.terminate()
             deadline = time.monotonic() + 15
             for process in processes.values():
                 with contextlib.suppress(subprocess.TimeoutExpired):
@@ -188,7 +203,7 @@ def main() -> int:
     run.add_argument("command", nargs=argparse.REMAINDER)
     sub.add_parser("console", help="run the whole console")
     args = parser.parse_args()
-    _terminate_on_sigterm()
+    _handle_stop_signals()
     if args.action == "exec":
         command = args.command[1:] if args.command[:1] == ["--"] else args.command
         if not command:
