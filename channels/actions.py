@@ -72,7 +72,7 @@ def send_message(
             message = Message.objects.create(
                 kind=kind,
                 alias=alias,
-                address=address[:500],
+                address=address,
                 subject=subject[:500],
                 text=text,
                 html=html,

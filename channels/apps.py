@@ -8,4 +8,6 @@ class ChannelsConfig(AppConfig):
     verbose_name = "Channels (transport and ledger)"
 
     def ready(self) -> None:
-        from channels import checks  # noqa: F401  registers the system check
+        from channels import anymail_tracking, checks  # noqa: F401  checks registers the system check
+
+        anymail_tracking.connect()

@@ -45,7 +45,8 @@ class EventKind(models.TextChoices):
 class Message(models.Model):
     kind = models.CharField(max_length=20, choices=ChannelKind.choices)
     alias = models.CharField(max_length=60, help_text="The CHANNEL_BACKENDS entry that sends it.")
-    address = models.CharField(max_length=500)
+    # A web push subscription (JSON) can exceed 500 characters.
+    address = models.TextField()
     subject = models.CharField(max_length=500, blank=True)
     text = models.TextField(blank=True)
     html = models.TextField(blank=True)

@@ -106,8 +106,11 @@ def receipt_view(request: HttpRequest, alias: str) -> HttpResponse:
         return JsonResponse({"error": f"The channel backend {alias!r} takes no receipts."}, status=404)
     if request.method == "GET":
         answer = backend.receipt_handshake(request)
-        return answer if answer is not None else JsonResponse({"error": "POST receipts here."}, status=405)
-    if request.method != "POST":
+        if answer is not None:
+            return answer
+        if not getattr(backend, "receipts_by_get", False):
+            return JsonResponse({"error": "POST receipts here."}, status=405)
+    elif request.method != "POST":
         return JsonResponse({"error": "POST receipts here."}, status=405)
     body = request.read(MAX_RECEIPT_BYTES + 1)
     if len(body) > MAX_RECEIPT_BYTES:
@@ -122,12 +125,20 @@ def receipt_view(request: HttpRequest, alias: str) -> HttpResponse:
             alias=alias,
             headers=_keep_headers(request),
             body=body,
-            query=request.META.get("QUERY_STRING", "")[:2000],
+            query=_stored_query(request),
             received_at=now,
             enqueued_at=now,
         )
         transaction.on_commit(lambda: enqueue_receipt(receipt.pk))
     return getattr(backend, "receipt_answer", lambda: JsonResponse({"ok": True}))()
+
+
+def _stored_query(request: HttpRequest) -> str:
+    """The query string without credentials (a receipt token in ``?token=``)."""
+    from urllib.parse import urlencode
+
+    pairs = [(k, v) for k, values in request.GET.lists() for v in values if k.lower() not in {"token", "secret", "key"}]
+    return urlencode(pairs)[:2000]
 
 
 def enqueue_receipt(receipt_id: int) -> None:

@@ -143,3 +143,22 @@ def tick(*, now: datetime) -> str:
     prune_rejected_receipts(now=now)
     heartbeat.record_tick("channels", now)
     return f"due {len(due)}, stale {stale}, reconciling {len(unknown)}, receipts re-enqueued {receipts}"
+
+
+def replay_receipts(*, receipt_ids: list[int], now: datetime) -> int:
+    """Put failed receipts back in the queue (after a parser or configuration fix) and
+    enqueue them. Only failed ones: a processed receipt's events are recorded already,
+    and an opt-out in it would be announced a second time. Returns how many moved."""
+    from channels.models import Receipt
+    from channels.receipts import enqueue_receipt
+
+    with transaction.atomic():
+        ids = list(
+            Receipt.objects.select_for_update()
+            .filter(pk__in=receipt_ids, status=Receipt.Status.FAILED)
+            .values_list("pk", flat=True)
+        )
+        Receipt.objects.filter(pk__in=ids).update(status=Receipt.Status.PENDING, enqueued_at=now, processed_at=None)
+        for receipt_id in ids:
+            transaction.on_commit(lambda receipt_id=receipt_id: enqueue_receipt(receipt_id))
+    return len(ids)

@@ -47,6 +47,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "polymorphic",
     "django_celery_beat",
+    "anymail",
     "orders.apps.OrdersConfig",
     "channels.apps.ChannelsConfig",
     "marketing.apps.MarketingConfig",
@@ -152,6 +153,12 @@ HERALD_WOOCOMMERCE_SYNC_MINUTES = env_int("HERALD_WOOCOMMERCE_SYNC_MINUTES", 15,
 HERALD_HEALTH_CHECKS = ["orders.health.check", "channels.health.check"]
 # A message not sent within this long of being queued fails as expired.
 HERALD_MESSAGE_MAX_AGE_SECONDS = env_int("HERALD_MESSAGE_MAX_AGE_SECONDS", 86400, minimum=60)
+
+# ESP tracking webhooks (/anymail/<esp>/tracking/) use HTTP basic auth with this secret
+# ("user:password"); see django-anymail's docs for each ESP's own signing key settings.
+ANYMAIL = {"WEBHOOK_SECRET": env_str("HERALD_ANYMAIL_WEBHOOK_SECRET", "")} if env_str(
+    "HERALD_ANYMAIL_WEBHOOK_SECRET", ""
+) else {}
 
 # --- Channel backends ----------------------------------------------------------
 # alias -> {"BACKEND": dotted path, "KIND": kind (when the alias is not a kind),

@@ -18,5 +18,6 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("", include("orders.urls")),
     path("", include("channels.urls")),
+    path("anymail/", include("anymail.urls")),
     path("", RedirectView.as_view(url="/" + settings.HERALD_ADMIN_PATH, permanent=False)),
 ]
