@@ -6,3 +6,8 @@ from django.apps import AppConfig
 class FlowsConfig(AppConfig):
     name = "flows"
     verbose_name = "Flows"
+
+    def ready(self) -> None:
+        from flows import receivers
+
+        receivers.connect()

@@ -150,7 +150,7 @@ HERALD_REJECTED_LOG_RETENTION_DAYS = env_int("HERALD_REJECTED_LOG_RETENTION_DAYS
 HERALD_REENQUEUE_AFTER_SECONDS = env_int("HERALD_REENQUEUE_AFTER_SECONDS", 60, minimum=1)
 HERALD_WOOCOMMERCE_SYNC_MINUTES = env_int("HERALD_WOOCOMMERCE_SYNC_MINUTES", 15, minimum=1)
 # Each app that owns periodic work reports its health here (see marketing/health.py).
-HERALD_HEALTH_CHECKS = ["orders.health.check", "channels.health.check"]
+HERALD_HEALTH_CHECKS = ["orders.health.check", "channels.health.check", "flows.health.check"]
 # A message not sent within this long of being queued fails as expired.
 HERALD_MESSAGE_MAX_AGE_SECONDS = env_int("HERALD_MESSAGE_MAX_AGE_SECONDS", 86400, minimum=60)
 

@@ -20,7 +20,7 @@ def test_healthz_reports_database_redis_beat_and_inbox_backlog(client):
     assert before["ok"] is True
     assert before["database"] == {"ok": True}
     assert before["redis"]["ok"] is True
-    assert before["beat"] == {"orders": None, "channels": None}
+    assert before["beat"] == {"orders": None, "channels": None, "flows": None}
     assert before["backlog"]["inbox_pending"] == 1
 
     tick(now=datetime(2026, 11, 23, 9, 0, tzinfo=UTC))

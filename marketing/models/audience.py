@@ -68,7 +68,7 @@ class Suppression(models.Model):
     """An address, phone number or domain pattern (``*@example.com``) we never write to,
     transactional or not. Channel empty: every channel."""
 
-    value = models.CharField(max_length=500, help_text="An email, an E.164 number, a token, or *@domain.")
+    value = models.TextField(help_text="An email, an E.164 number, a token or subscription, or *@domain.")
     channel = models.CharField(max_length=20, choices=ChannelKind.choices, blank=True)
     reason = models.CharField(max_length=20, choices=SuppressionReason.choices)
     detail = models.CharField(max_length=500, blank=True)

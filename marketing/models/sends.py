@@ -33,7 +33,7 @@ class Send(models.Model):
     order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="sends")
     key = models.CharField(max_length=300, unique=True)
     channel = models.CharField(max_length=20)
-    address = models.CharField(max_length=500, blank=True)
+    address = models.TextField(blank=True)
     decision = models.CharField(max_length=10, choices=Decision.choices)
     reason = models.CharField(max_length=20, choices=BlockReason.choices, blank=True)
     detail = models.TextField(blank=True, help_text="The reason in words (which template line, which cap).")
