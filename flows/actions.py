@@ -7,6 +7,7 @@ from datetime import datetime
 from django.db import transaction
 
 from flows import clock
+from flows.engine import END
 from flows.models import (
     EntryRule,
     Flow,
@@ -95,7 +96,7 @@ def publish_version(*, flow: Flow, move_waiting_runs: bool, now: datetime | None
 def _moved_step_key(old_keys: list[str], current: str, new_keys: list[str]) -> str | None:
     """Where a run standing before ``current`` (in the old version) resumes in the new one:
     "" for the end, None when it should stay."""
-    if not current:
+    if not current or current == END:
         return None
     if current in new_keys:
         return current
@@ -117,9 +118,10 @@ def move_runs(*, flow: Flow, to: FlowVersion, now: datetime) -> int:
         target = _moved_step_key(old_keys, run.step_key, new_keys)
         if target is None:
             continue
+        target = target or END
         StepLog.objects.create(
             run=run, step_key=run.step_key, step_type="version", outcome="moved",
-            reason=f"moved_to_v{to.number}", detail=f"resumes at {target or 'the end'}", executed_at=now,
+            reason=f"moved_to_v{to.number}", detail=f"resumes at {target if target != END else 'the end'}", executed_at=now,
         )  # fmt: skip
         run.version = to
         run.step_key = target

@@ -22,6 +22,9 @@ from flows.results import StepResult
 log = logging.getLogger(__name__)
 
 RUN_LEASE = timedelta(minutes=5)
+# The step key of a run past its last step (a flow ending in a wait). Step keys start with
+# a letter or digit, so this cannot be one.
+END = "-end-"
 ENQUEUE_LEASE = timedelta(seconds=60)
 MAX_STEPS_PER_ADVANCE = 200
 BATCH = 100
@@ -159,10 +162,17 @@ def exit_runs_on_order(*, customer_id: int, order_id: int, placed_at: datetime, 
 
 
 def _claim(run_id: int, now: datetime) -> bool:
+    """Take the run's lease with a conditional UPDATE that exactly one worker wins. The
+    UPDATE filters on the run's own columns only: a filter through the flow would make
+    Django write ``WHERE id IN (subquery)``, which PostgreSQL does not re-check after
+    waiting for a concurrent update, so two workers could both win."""
+    flow_id = FlowRun.objects.filter(pk=run_id).values_list("flow_id", flat=True).first()
+    if flow_id is None or not Flow.objects.filter(pk=flow_id, status=FlowStatus.LIVE).exists():
+        return False
     due_waiting = Q(status=RunStatus.WAITING, resume_at__lte=now)
     fresh_active = Q(status=RunStatus.ACTIVE, lease_until__isnull=True)
     return (
-        FlowRun.objects.filter(pk=run_id, flow__status=FlowStatus.LIVE)
+        FlowRun.objects.filter(pk=run_id)
         .filter(due_waiting | fresh_active)
         .update(status=RunStatus.ACTIVE, lease_until=now + RUN_LEASE, resume_at=None)
         == 1
@@ -177,7 +187,15 @@ def advance_run(*, run_id: int, now: datetime | None = None) -> str:
     run = FlowRun.objects.select_related("flow", "version", "customer", "order__shop").get(pk=run_id)
     steps = run.version.ordered_steps()
     keys = [s.key for s in steps]
-    index = keys.index(run.step_key) if run.step_key in keys else 0
+    if run.step_key == END:
+        index = len(steps)
+    elif run.step_key:
+        if run.step_key not in keys:
+            _fail(run, steps[0], LookupError(f"The run stands at {run.step_key!r}, not a step of this version."), now)
+            return "failed: unknown step"
+        index = keys.index(run.step_key)
+    else:
+        index = 0
     for _ in range(MAX_STEPS_PER_ADVANCE):
         if index >= len(steps):
             _finish(run, RunStatus.COMPLETED, now)
@@ -227,7 +245,7 @@ def _apply(run: FlowRun, steps: list, index: int, step, result: StepResult, now:
         return index
     elif result.outcome != "defer":
         raise ValueError(f"Unknown step outcome {result.outcome!r}.")
-    run.step_key = keys[index] if index < len(keys) else ""
+    run.step_key = keys[index] if index < len(keys) else END
     if result.outcome in ("wait", "defer"):
         run.status = RunStatus.WAITING
         run.resume_at = result.resume_at

@@ -151,6 +151,9 @@ HERALD_REENQUEUE_AFTER_SECONDS = env_int("HERALD_REENQUEUE_AFTER_SECONDS", 60, m
 HERALD_WOOCOMMERCE_SYNC_MINUTES = env_int("HERALD_WOOCOMMERCE_SYNC_MINUTES", 15, minimum=1)
 # Each app that owns periodic work reports its health here (see marketing/health.py).
 HERALD_HEALTH_CHECKS = ["orders.health.check", "channels.health.check", "flows.health.check"]
+# Attribution windows in hours per channel (or per channel and touch); see marketing/conversions.py.
+HERALD_ATTRIBUTION_WINDOWS = env_json("HERALD_ATTRIBUTION_WINDOWS", {})
+HERALD_RECOMMENDATION_POPULAR_DAYS = env_int("HERALD_RECOMMENDATION_POPULAR_DAYS", 30, minimum=1)
 # A message not sent within this long of being queued fails as expired.
 HERALD_MESSAGE_MAX_AGE_SECONDS = env_int("HERALD_MESSAGE_MAX_AGE_SECONDS", 86400, minimum=60)
 

@@ -19,5 +19,6 @@ urlpatterns = [
     path("", include("orders.urls")),
     path("", include("channels.urls")),
     path("anymail/", include("anymail.urls")),
+    path("", include("marketing.public_urls")),
     path("", RedirectView.as_view(url="/" + settings.HERALD_ADMIN_PATH, permanent=False)),
 ]

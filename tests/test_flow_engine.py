@@ -210,3 +210,11 @@ def test_a_step_that_raises_fails_the_run_which_staff_can_retry():
     OrderStatusCondition.objects.filter(key="status").update(statuses=["paid"])
     assert engine.retry_runs(run_ids=[run.pk], now=NOW) == 1
     assert engine.advance_run(run_id=run.pk, now=NOW) == "completed"
+
+
+def test_a_flow_that_ends_in_a_wait_completes_when_the_wait_is_over():
+    make_flow(steps=[(DelayWait, {"key": "only-wait", "minutes": 30})], now=NOW)
+    [run] = engine.start_runs(event=order_event(OrderFactory(placed_at=NOW)), now=NOW)
+    assert engine.advance_run(run_id=run.pk, now=NOW).startswith("waiting at -end-")
+    assert engine.advance_run(run_id=run.pk, now=NOW + timedelta(minutes=30)) == "completed"
+    assert reasons(run) == [("only-wait", "waited_until")]

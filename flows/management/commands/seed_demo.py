@@ -10,11 +10,13 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
+from flows import demo as flows_demo
+from marketing import demo as marketing_demo
 from orders import demo as orders_demo
 
 
 class Command(BaseCommand):
-    help = "Seed demo shops, customers and orders, and print an admin login."
+    help = "Seed demo shops, customers, orders, consent and the three seed flows, and print an admin login."
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--username", default="admin")
@@ -23,6 +25,8 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
             orders_demo.seed(self.stdout)
+            marketing_demo.seed(self.stdout)
+            flows_demo.seed(self.stdout)
         User = get_user_model()
         password = options["password"] or secrets.token_urlsafe(9)
         user, _ = User.objects.get_or_create(username=options["username"], defaults={"email": "admin@example.com"})

@@ -1,0 +1,2 @@
+"""Benchmarks: ``make bench`` runs ``benchmarks/run.py``. They print figures; nothing
+here asserts on a timing."""
