@@ -28,6 +28,9 @@ class FlowEvent:
             "event_id": self.event_id,
             "occurred_at": self.occurred_at.isoformat(),
             "order_id": self.order.pk if self.order else None,
+            # The order's status when the event happened; a condition may ask for it
+            # rather than the current one (a fast fulfilment can overtake the run).
+            "order_status": self.new_status or (self.order.status if self.order else None),
             "shop": self.shop.slug if self.shop else None,
             "old_status": self.old_status,
             "new_status": self.new_status,

@@ -42,8 +42,8 @@ def _campaign(scenario: str, shop: Shop | None, channel: str = "email") -> Campa
 
 def _confirmation(flow: Flow, shop: Shop | None) -> list[tuple[type, dict]]:  # type: ignore[type-arg]
     return [
-        (OrderStatusCondition, {"key": "confirmed-or-paid", "statuses": ["confirmed", "paid"],
-                                "label": "Order status is Confirmed or Paid"}),
+        (OrderStatusCondition, {"key": "confirmed-or-paid", "statuses": ["confirmed", "paid"], "as_of": "trigger",
+                                "label": "Order status is Confirmed or Paid (when placed)"}),
         (SendCampaignStep, {"key": "send-confirmation", "campaign": _campaign("order_confirmation", shop),
                             "label": "Send the order confirmation"}),
     ]  # fmt: skip

@@ -240,3 +240,19 @@ def test_two_ticks_at_once_and_a_rerun_give_one_send_per_run_and_step(client, sh
     assert Send.objects.filter(key__endswith=":send-reminder").count() == 1
     assert Message.objects.count() == 2
     assert len(locmem.outbox) == 2
+
+
+def test_a_fulfilment_that_overtakes_the_run_does_not_cancel_the_confirmation(client, shop):
+    with time_machine.travel(LIVE_AT, tick=False):
+        create_from_recipe(slug="order-confirmation", shop=shop, now=LIVE_AT, live=True)
+    with time_machine.travel(datetime(2026, 11, 20, 21, 16, tzinfo=UTC), tick=False):
+        post(client, shop, "orders/create", order_payload(), "o1")
+        for delivery_id in WebhookDelivery.objects.filter(status="pending").values_list("pk", flat=True):
+            process_delivery(delivery_id=delivery_id)
+        # The shop ships before the confirmation run gets its turn.
+        post(client, shop, "fulfillments/update", load_fixture("shopify", "fulfillments_update.json"), "f1")
+        drain()
+    assert [m.subject for m in locmem.outbox if "#9999" in m.subject]
+    run = FlowRun.objects.get(flow__recipe="order-confirmation")
+    assert journey(run)[0] == ("confirmed-or-paid", "passed")
+    assert StepLog.objects.get(run=run, step_key="confirmed-or-paid").detail == "order status was paid when triggered"

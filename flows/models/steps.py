@@ -95,7 +95,17 @@ OPERATORS = [("gt", "more than"), ("gte", "at least"), ("lt", "less than"), ("lt
 
 
 class OrderStatusCondition(Condition, Step):
+    class AsOf(models.TextChoices):
+        NOW = "now", "The order's status now"
+        TRIGGER = "trigger", "The order's status when the flow was triggered"
+
     statuses = models.JSONField(default=list, help_text=f"Any of: {', '.join(OrderStatus.values)}.")
+    as_of = models.CharField(
+        max_length=10,
+        choices=AsOf.choices,
+        default=AsOf.NOW,
+        help_text="Right after a trigger, 'when triggered' is usually meant: the order may already have moved on.",
+    )
     reason_code = "order_status"
 
     class Meta:
@@ -104,6 +114,9 @@ class OrderStatusCondition(Condition, Step):
     def holds(self, run: FlowRun, now: datetime) -> tuple[bool, str]:
         if run.order is None:
             return False, "the run has no order"
+        if self.as_of == self.AsOf.TRIGGER and run.trigger_event.get("order_status"):
+            status = run.trigger_event["order_status"]
+            return status in self.statuses, f"order status was {status} when triggered"
         run.order.refresh_from_db(fields=["status"])
         return run.order.status in self.statuses, f"order status is {run.order.status}"
 
