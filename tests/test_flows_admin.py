@@ -25,13 +25,11 @@ from flows.models import (
     EndStep,
     Flow,
     FlowRun,
-    OrderContainsProductsCondition,
     OrderStatusCondition,
     SendCampaignStep,
     SkippedEntry,
     SplitStep,
     StepLog,
-    TimeOfDayWait,
 )
 from marketing.models import Campaign, Send
 from tests.factories import CustomerFactory, OrderFactory, ShopFactory
@@ -301,7 +299,10 @@ def test_staff_add_steps_of_several_types_through_the_editor(admin_client):
     assert steps["wait"].minutes == 2 * 10080
     assert steps["morning"].weekdays == [0, 4]
     assert steps["mugs"].skus == ["MUG-1", "TEE-2"]
-    assert steps["split"].paths == [{"name": "A", "weight": 70, "goto": "sorry"}, {"name": "B", "weight": 30, "goto": "sorry"}]
+    assert steps["split"].paths == [
+        {"name": "A", "weight": 70, "goto": "sorry"},
+        {"name": "B", "weight": 30, "goto": "sorry"},
+    ]
     # The end step's key came from its label; blank positions went to the end in order.
     assert [s.position for s in steps.values()] == [10, 20, 30, 40, 50, 60]
     assert check_flow(flow, draft) == []
@@ -315,12 +316,52 @@ def test_staff_add_steps_of_several_types_through_the_editor(admin_client):
     assert again.data[f"{again.row_of('morning')}-weekdays"] == ["0", "4"]
 
 
+def test_every_step_type_can_be_added_through_the_editor(admin_client):
+    campaign = Campaign.objects.create(name="Thanks", channel="email", profile="transactional")
+    rows = {
+        "orderstatuscondition": {"statuses": ["paid"]},
+        "contactsubscribedcondition": {"channel": "email"},
+        "placedordercondition": {},
+        "ordercountcondition": {"operator": "gt", "value": "2"},
+        "ordertotalcondition": {"amount": "100.00"},
+        "ordercontainsproductscondition": {"skus": "TEE-1"},
+        "registeredaftercondition": {"after_0": "2026-01-01", "after_1": "00:00:00"},
+        "customerattributecondition": {"attribute": "tag", "value": "vip"},
+        "delaywait": {"minutes_0": "3"},
+        "timeofdaywait": {},
+        "datefieldwait": {"field": "order.placed_at", "offset_days": "30"},
+        "sendcampaignstep": {"campaign": str(campaign.pk)},
+        "alertteamstep": {"alias": "email", "address": "team@example.com", "text": "Order {{ order.number }}"},
+        "tagcustomerstep": {"tag": "vip"},
+        "splitstep": {"paths": "A 1 last"},
+        "statusrouterstep": {"routes": "shipped last"},
+        "endstep": {"key": "last"},
+    }
+    flow = make_flow(steps=[], live=False)
+    editor = StepEditor(admin_client, flow.draft_version.pk)
+    assert set(editor.empty) == set(rows)  # the editor offers every step type
+    for step_type, values in rows.items():
+        editor.add(step_type, **values)
+    response = editor.save()
+    assert response.status_code == 302, text(response)[:3000]
+    steps = flow.draft_version.ordered_steps()
+    assert [type(step).__name__.lower() for step in steps] == list(rows)
+    assert steps[8].minutes == 3 * 1440  # days, the unit a new delay starts with
+    assert steps[9].weekdays == []
+    assert steps[12].alias == "email"
+    assert steps[15].routes == {"shipped": "last"}
+    assert [p for p in check_flow(flow) if "jumps" in p] == []
+
+
 def test_badly_written_paths_and_skus_are_shown_as_errors_and_nothing_is_saved(admin_client):
     flow = make_flow(steps=[(EndStep, {"key": "end"})], live=False)
     editor = StepEditor(admin_client, flow.draft_version.pk)
     editor.add("splitstep", key="split", paths="A fifty end\nB 50\nA 10 End")
     editor.add("ordercontainsproductscondition", key="mugs", skus=" , ")
+    editor.add("statusrouterstep", key="route", routes="shiped end\nshipped\nshipped end")
     page = text(editor.save())
+    assert "Line 1: 'shiped' is not an order status; use one of pending, confirmed" in page
+    assert "Line 2 ('shipped'): write each route as \"status step-key\"" in page
     assert "Line 1: the weight 'fifty' must be a whole number of 1 or more." in page
     assert "Line 2 ('B 50'): write each path as \"name weight step-key\"" in page
     assert "Line 3: 'End' is not a step key" in page
@@ -351,14 +392,36 @@ def test_staff_reorder_and_remove_steps_by_position_and_the_delete_box(admin_cli
     assert f"Saved draft v2 of '{flow}'." in notes(response)
 
 
+def test_discarding_a_draft_keeps_the_published_steps(admin_client):
+    flow = waiting_flow()
+    draft = draft_version(flow=flow)
+    published = reverse("admin:flows_flowversion_delete", args=[flow.current_version.pk])
+    assert admin_client.get(published).status_code == 403
+    response = admin_client.post(reverse("admin:flows_flowversion_delete", args=[draft.pk]), {"post": "yes"})
+    assert response["Location"] == reverse("admin:flows_flow_change", args=[flow.pk])
+    assert flow.draft_version is None and keys(flow.current_version) == ["paid", "wait", "finish"]
+    assert notes(response) == ["Discarded Test flow v2 (draft); the published steps stay as they were."]
+
+
 def test_a_published_version_is_read_only(admin_client):
     flow = waiting_flow()
     url = reverse("admin:flows_flowversion_change", args=[flow.current_version.pk])
     page = text(admin_client.get(url))
     assert "steps-TOTAL_FORMS" not in page
-    assert "statuses: Paid; otherwise end the run" in page
+    assert "statuses: Paid" in page and "otherwise end the run" in page
     assert "Edit steps in a draft" in page
     assert admin_client.post(url, {"note": "x"}).status_code == 403
+
+
+def test_a_viewer_sees_the_draft_steps_without_inputs_to_change_them(client):
+    flow = waiting_flow()
+    draft = draft_version(flow=flow)
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(*Permission.objects.filter(codename__in=["view_flow", "view_flowversion"]))
+    client.force_login(viewer)
+    page = text(client.get(reverse("admin:flows_flowversion_change", args=[draft.pk])))
+    assert "Condition: order status is one of" in page and "finish" in page
+    assert 'name="steps-0-key"' not in page and "Publish v2" not in page
 
 
 # --- activate, pause, resume -----------------------------------------------------
@@ -435,7 +498,9 @@ def test_publishing_without_moving_keeps_waiting_runs_on_their_version(admin_cli
     run.refresh_from_db()
     assert draft.published_at is not None and flow.current_version == draft
     assert (run.version.number, run.step_key) == (1, "finish")
-    assert notes(response) == [f"Published v2 of '{flow}': new runs start on it. Waiting runs stay on the version they started on."]
+    assert notes(response) == [
+        f"Published v2 of '{flow}': new runs start on it. Waiting runs stay on the version they started on."
+    ]
 
 
 def test_publishing_and_moving_waiting_runs_resumes_them_at_the_step_with_the_same_key(admin_client):
@@ -446,7 +511,8 @@ def test_publishing_and_moving_waiting_runs_resumes_them_at_the_step_with_the_sa
     assert "Move waiting runs to this version (1 waiting on older versions)" in page
     add_steps(draft, [(OrderStatusCondition, {"key": "new-check", "statuses": ["paid"]})])
     draft.steps.filter(key="new-check").update(position=5)  # before the steps the run already did
-    response = admin_client.post(reverse("admin:flows_flowversion_publish", args=[draft.pk]), {"move_waiting_runs": "on"})
+    publish = reverse("admin:flows_flowversion_publish", args=[draft.pk])
+    response = admin_client.post(publish, {"move_waiting_runs": "on"})
     run.refresh_from_db()
     assert (run.version.number, run.step_key) == (2, "finish")
     assert notes(response)[0] == f"Published v2 of '{flow}': new runs start on it. 1 waiting run moved to it."
@@ -461,7 +527,7 @@ def test_publishing_a_broken_draft_of_a_live_flow_is_refused_with_its_problems(a
     draft.refresh_from_db()
     assert draft.published_at is None
     assert notes(response) == [
-        f"v2 was not published: '{flow}' is live, and",
+        f"v2 was not published: '{flow}' is live, and this version would break it:",
         "Step 'paid' jumps to 'nowhere', which is not a later step of this flow.",
     ]
 

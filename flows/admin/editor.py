@@ -22,21 +22,30 @@ from flows.actions import activate_flow, check_flow, draft_version, pause_flow, 
 from flows.admin.display import badge, changelist_url, link, plural
 from flows.admin.forms import FlowForm
 from flows.admin.steps import StepInline, is_draft, steps_table
-from flows.models import Flow, FlowRun, FlowStatus, FlowVersion, RunStatus, SkippedEntry
+from flows.models import Flow, FlowRun, FlowStatus, FlowVersion, RunStatus, SkippedEntry, TriggerKind
 from orders.models import Shop
 
-SETTINGS_FIELDSETS: list[Any] = [
-    ("Trigger", {"fields": ["trigger", "from_statuses", "to_statuses", "shop"]}),
-    (
-        "Who enters",
-        {
-            "fields": ["entry_rule", "entry_days", "relevance_days", "only_registered_after_live"],
-            "description": "The entry rule is enforced by the database: a replayed or repeated event never starts "
-            "a second run the rule forbids. Events older than the relevance window start nothing.",
-        },
-    ),
-    ("Leaving the flow", {"fields": ["exit_on_order"]}),
-]
+WHO_ENTERS_NOTE = (
+    "The entry rule is enforced by the database: a replayed or repeated event never starts a second run the rule "
+    "forbids. Events that happened longer ago than the relevance window start nothing."
+)
+
+
+def settings_fieldsets(flow: Flow | None) -> list[Any]:
+    """The flow's settings; the status boxes fold away unless the trigger uses them."""
+    statuses_used = flow is not None and (
+        flow.trigger == TriggerKind.ORDER_STATUS_CHANGED or bool(flow.from_statuses or flow.to_statuses)
+    )
+    return [
+        ("Trigger", {"fields": ["trigger", "shop"]}),
+        (
+            "Which status changes (for the 'Order status changed' trigger)",
+            {"fields": ["from_statuses", "to_statuses"], "classes": [] if statuses_used else ["collapse"]},
+        ),
+        ("Who enters", {"fields": ["entry_rule", "entry_days", "relevance_days", "only_registered_after_live"],
+                        "description": WHO_ENTERS_NOTE}),
+        ("Leaving the flow", {"fields": ["exit_on_order"]}),
+    ]  # fmt: skip
 
 
 def can_operate(request: HttpRequest) -> bool:
@@ -92,9 +101,10 @@ class FlowAdmin(admin.ModelAdmin):
 
     def get_fieldsets(self, request: HttpRequest, obj: Flow | None = None) -> list[Any]:
         if obj is None:
-            return [(None, {"fields": ["name"]}), *SETTINGS_FIELDSETS]
-        record = ("Record", {"fields": ["went_live_at", "recipe", ("created_at", "updated_at")]})
-        return [(None, {"fields": ["name", "status_badge"]}), *SETTINGS_FIELDSETS, record]
+            return [(None, {"fields": ["name"]}), *settings_fieldsets(None)]
+        record_fields = ["went_live_at", "recipe", ("created_at", "updated_at")]
+        record = ("Record", {"fields": record_fields, "classes": ["collapse"]})
+        return [(None, {"fields": ["name"]}), *settings_fieldsets(obj), record]
 
     # --- columns ---
     @admin.display(description="Status", ordering="status")
@@ -103,10 +113,9 @@ class FlowAdmin(admin.ModelAdmin):
 
     @admin.display(description="Version", ordering="current_number")
     def version_column(self, flow: Flow) -> str:
-        current = f"v{flow.current_number}" if flow.current_number else "none published"  # type: ignore[attr-defined]
-        if flow.draft_number:  # type: ignore[attr-defined]
-            return format_html("{} <small>(draft v{} open)</small>", current, flow.draft_number)  # type: ignore[attr-defined]
-        return current
+        published, draft = flow.current_number, flow.draft_number  # type: ignore[attr-defined]
+        current = f"v{published}" if published else "none published"
+        return format_html("{} <small>(draft v{} open)</small>", current, draft) if draft else current
 
     def _runs(self, flow: Flow, status: str) -> SafeString:
         count = getattr(flow, f"runs_{status}")
@@ -146,17 +155,18 @@ class FlowAdmin(admin.ModelAdmin):
 
     def _flow_context(self, request: HttpRequest, flow: Flow) -> dict[str, Any]:
         draft, current = flow.draft_version, flow.current_version
-        run_counts = [
-            (label, getattr(flow, f"runs_{status}"), changelist_url(FlowRun, flow__id__exact=flow.pk, status__exact=status))
-            for status, label in RunStatus.choices
-        ]
+        run_counts = []
+        for status, label in RunStatus.choices:
+            url = changelist_url(FlowRun, flow__id__exact=flow.pk, status__exact=status)
+            run_counts.append((label, getattr(flow, f"runs_{status}"), url))
         return {
+            "status": badge(flow.status, flow.get_status_display()),
             "can_operate": can_operate(request),
             "draft": draft,
             "current": current,
             "next_number": (current.number + 1) if current else 1,
             "draft_steps": steps_table(draft, "No draft is open: the published steps are the ones in use."),
-            "current_steps": steps_table(current, "Nothing published yet: activating the flow publishes its draft."),
+            "current_steps": steps_table(current, "Activating the flow publishes its draft as v1."),
             "problems": check_flow(flow) if (draft is not None or flow.status != FlowStatus.LIVE) else [],
             "run_counts": run_counts,
             "skipped_count": SkippedEntry.objects.filter(flow=flow).count(),
@@ -286,7 +296,8 @@ class FlowVersionAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
     list_select_related = ["flow"]
     ordering = ["flow__name", "-number"]
     actions = None
-    readonly_fields = ["flow_settings", "number", "state", "published_at", "created_at", "checks", "steps", "live_steps"]
+    readonly_fields = ["flow_settings", "number", "state", "published_at", "created_at", "checks", "steps"]
+    readonly_fields += ["live_steps"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[FlowVersion]:
         steps = Count("steps", distinct=True)
@@ -367,7 +378,8 @@ class FlowVersionAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
 
     @admin.display(description="Steps")
     def live_steps(self, version: FlowVersion) -> SafeString:
-        return steps_table(version.flow.current_version, "Activating the flow publishes this draft as its first version.")
+        first = "Activating the flow publishes this draft as its first version."
+        return steps_table(version.flow.current_version, first)
 
     # --- pages ---
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:
@@ -384,9 +396,18 @@ class FlowVersionAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
             self.message_user(request, f"Before it can go live: {problem}", messages.WARNING)
         return HttpResponseRedirect(request.path)
 
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> Any:
+        version = self.get_object(request, object_id)
+        # Kept on the request (not on this shared admin instance) for response_delete.
+        request.discarded_from_flow = version.flow_id if version else None  # type: ignore[attr-defined]
+        return super().delete_view(request, object_id, extra_context)
+
     def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
         self.message_user(request, f"Discarded {obj_display}; the published steps stay as they were.", messages.SUCCESS)
-        return HttpResponseRedirect(reverse("admin:flows_flow_changelist"))
+        flow_id = getattr(request, "discarded_from_flow", None)
+        if flow_id is None:
+            return HttpResponseRedirect(reverse("admin:flows_flow_changelist"))
+        return HttpResponseRedirect(reverse("admin:flows_flow_change", args=[flow_id]))
 
     def get_urls(self) -> list[Any]:
         publish = self.admin_site.admin_view(require_POST(self.publish_view))
@@ -404,7 +425,8 @@ class FlowVersionAdmin(PolymorphicInlineSupportMixin, admin.ModelAdmin):
         try:
             publish_version(flow=flow, move_waiting_runs=move, now=clock.now())
         except ValueError as exc:
-            self.message_user(request, f"v{version.number} was not published: '{flow}' is live, and", messages.ERROR)
+            note = f"v{version.number} was not published: '{flow}' is live, and this version would break it:"
+            self.message_user(request, note, messages.ERROR)
             for problem in check_flow(flow, version) or [str(exc)]:
                 self.message_user(request, problem, messages.ERROR)
             return HttpResponseRedirect(here)

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from orders.statuses import OrderStatus
 
 STEP_KEY = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-WEEKDAYS = [(0, "Monday"), (1, "Tuesday"), (2, "Wednesday"), (3, "Thursday"), (4, "Friday"), (5, "Saturday"), (6, "Sunday")]
+WEEKDAYS = list(enumerate(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]))
 # Largest first: a stored number of minutes is shown in the largest unit that divides it.
 DURATION_UNITS = [(10080, "weeks"), (1440, "days"), (60, "hours"), (1, "minutes")]
 COLUMNS = {"class": "herald-columns"}
@@ -109,7 +109,8 @@ class SplitPathsField(forms.CharField):
 class StatusRoutesField(forms.CharField):
     """One route per line as "status step-key"; stored as ``{"shipped": "send-shipped"}``."""
 
-    widget = forms.Textarea(attrs={"rows": 5, "cols": 40, "placeholder": "shipped send-shipped\ndelivered send-delivered"})
+    widget = forms.Textarea(attrs={"rows": 5, "cols": 40, "placeholder": "shipped send-shipped\ndelivered send-done"})
+    EXAMPLE = 'write each route as "status step-key", e.g. "shipped send-shipped"'
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, dict):
@@ -124,11 +125,12 @@ class StatusRoutesField(forms.CharField):
         for number, line in _lines(value or ""):
             parts = line.split()
             if len(parts) != 2:
-                errors.append(f'Line {number} ({line!r}): write each route as "status step-key", e.g. "shipped send-shipped".')
+                errors.append(f"Line {number} ({line!r}): {self.EXAMPLE}.")
                 continue
             status, goto = parts
             if status not in OrderStatus.values:
-                errors.append(f"Line {number}: {status!r} is not an order status; use one of {', '.join(OrderStatus.values)}.")
+                known = ", ".join(OrderStatus.values)
+                errors.append(f"Line {number}: {status!r} is not an order status; use one of {known}.")
             elif status in routes:
                 errors.append(f"Line {number}: {status!r} already has a route.")
             if not is_step_key(goto):
@@ -140,7 +142,7 @@ class StatusRoutesField(forms.CharField):
 
     def validate(self, value: Any) -> None:
         if self.required and not value:
-            raise ValidationError('Add at least one route, e.g. "shipped send-shipped".', code="required")
+            raise ValidationError(f"Add at least one route: {self.EXAMPLE}.", code="required")
 
 
 class DurationWidget(forms.MultiWidget):

@@ -89,20 +89,25 @@ class StepForm(forms.ModelForm):
     """The fields every step has. Key and position may be left blank on a new step:
     the formset then makes a key from the label and puts the step at the end."""
 
-
     key = forms.CharField(
         required=False,
         max_length=60,
         validators=[key_validator],
-        help_text="Stays the same across versions: a run moved to a new version resumes at the step with its key. "
-        "Leave blank on a new step to make one from the label.",
+        help_text="Stays the same across versions, so a moved run finds its place. Blank: made from the label.",
     )
     position = forms.IntegerField(
         required=False,
         min_value=0,
         widget=forms.NumberInput(attrs={"style": "width:6em"}),
-        help_text="Steps run in this order. Change the numbers to reorder; leave blank to add at the end.",
+        help_text="Steps run in this order; change it to reorder. Blank: at the end.",
     )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "otherwise_goto" in self.fields:
+            self.fields["otherwise_goto"].label = "Otherwise go to"
+        if "negate" in self.fields:
+            self.fields["negate"].label = "Negate"
 
     def has_changed(self) -> bool:
         # A step added in the editor is meant, even when staff left every field as it was
@@ -155,7 +160,8 @@ class SplitStepForm(StepForm):
 
 class StatusRouterStepForm(StepForm):
     routes = StatusRoutesField(
-        help_text='One route per line: a canonical order status and the key of a later step, e.g. "shipped send-shipped".'
+        help_text="One route per line: a canonical order status and the key of a later step, "
+        'e.g. "shipped send-shipped".'
     )
 
     class Meta:
@@ -172,6 +178,8 @@ class AlertTeamStepForm(StepForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         aliases = backends.aliases()
+        if "alias" not in self.fields:  # shown read-only
+            return
         current = self.initial.get("alias") or ""
         if aliases:
             choices = [("", "---------")] + [(alias, describe_alias(alias)) for alias in aliases]
@@ -209,7 +217,8 @@ class StepFormSet(BasePolymorphicInlineFormSet):
         last = max((form.cleaned_data.get("position") or 0 for form in kept), default=0)
         for form in kept:
             if not form.cleaned_data.get("key"):
-                stem = slugify(form.cleaned_data.get("label") or "")[:50].strip("-") or KEY_STEMS.get(form._meta.model.__name__, "step")
+                default = KEY_STEMS.get(form._meta.model.__name__, "step")
+                stem = slugify(form.cleaned_data.get("label") or "")[:50].strip("-") or default
                 key, number = stem, 2
                 while key in taken:
                     key, number = f"{stem}-{number}", number + 1

@@ -155,7 +155,8 @@ class FlowRunAdmin(EvidenceAdmin):
             self.message_user(request, text, messages.SUCCESS)
         if len(ids) > retried:
             left = len(ids) - retried
-            text = f"{plural(left, 'run')} left as {'it was' if left == 1 else 'they were'}: only failed runs are retried."
+            was = "it was" if left == 1 else "they were"
+            text = f"{plural(left, 'run')} left as {was}: only failed runs are retried."
             self.message_user(request, text, messages.WARNING)
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None) -> Any:

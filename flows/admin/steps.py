@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.admin.utils import flatten_fieldsets
 from django.db import models
 from django.http import HttpRequest
 from django.utils.html import format_html, format_html_join
@@ -37,29 +38,40 @@ from flows.models import (
 from flows.models.steps import Condition
 from orders.statuses import OrderStatus
 
-COMMON = ("Step", {"fields": [("position", "key"), "label"]})
-WHEN_FAILED = (
-    "When the check fails",
-    {
-        "fields": ["negate", "otherwise_goto"],
-        "description": "A failed check ends the run, unless you name a later step to jump to. "
-        "Tick 'negate' to pass when the check does NOT hold.",
-    },
-)
+COMMON = (None, {"fields": [("position", "key", "label")]})
+WHEN_FAILED = ("If the check fails", {"fields": [("otherwise_goto", "negate")]})
+
+
+class StepChildInline(StackedPolymorphicInline.Child):
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # django-polymorphic draws each row from its child inline and ignores the
+        # parent's view-only mode: without this, a viewer would see inputs that cannot be saved.
+        if self.parent_inline.has_change_permission(request, obj):
+            return super().get_readonly_fields(request, obj)
+        return flatten_fieldsets(self.fieldsets or [])
+
+
+NOT_EDITED = {"id", "step_ptr", "version", "polymorphic_ctype"}
 
 
 def child(model: type[Step], fields: list[Any], description: str, form: type[Any] = step_forms.StepForm) -> type:
-    """A child inline for one step type: its own fields, and what it does in words."""
-    fieldsets: list[Any] = [COMMON, ("Settings", {"fields": fields, "description": description})]
+    """A child inline for one step type: its own fields, and what it does in words. A
+    field added to the model later and not placed here still shows, after the others."""
+    fieldsets: list[Any] = [COMMON, (None, {"fields": fields, "description": description})]
     if issubclass(model, Condition):
         fieldsets.append(WHEN_FAILED)
+    placed = set(flatten_fieldsets(fieldsets)) | NOT_EDITED
+    rest = [f.name for f in model._meta.concrete_fields if f.editable and f.name not in placed]
+    if rest:
+        fieldsets.append(("More", {"fields": rest}))
     attrs = {"model": model, "form": form, "fieldsets": fieldsets, "__module__": __name__}
-    return type(f"{model.__name__}Inline", (StackedPolymorphicInline.Child,), attrs)
+    return type(f"{model.__name__}Inline", (StepChildInline,), attrs)
 
 
 CHILD_INLINES = [
-    child(OrderStatusCondition, ["statuses"],
-          "Passes when the run's order is, right now, in one of the ticked statuses.",
+    child(OrderStatusCondition, ["statuses", "as_of"],
+          "Passes when the run's order is in one of the ticked statuses: now, or when the flow was triggered "
+          "(a fast fulfilment may have moved it on since).",
           step_forms.OrderStatusConditionForm),
     child(ContactSubscribedCondition, ["channel"],
           "Passes when the customer has a valid, unsuppressed address in the channel and subscribed to marketing "
@@ -129,8 +141,9 @@ def is_draft(version: Any) -> bool:
 
 # --- reading a step back in words ----------------------------------------------------
 
-SKIPPED_FIELDS = {"id", "step_ptr", "polymorphic_ctype", "version", "key", "position", "label", "negate", "otherwise_goto"}
+SKIPPED_FIELDS = NOT_EDITED | {"key", "position", "label", "negate", "otherwise_goto"}
 STATUS_LABELS = dict(OrderStatus.choices)
+FIELD_NAMES = {"minutes": "wait for", "skus": "SKUs", "as_of": "status as of"}
 DAY_NAMES = dict(WEEKDAYS)
 
 
@@ -171,7 +184,7 @@ def describe_step(step: Step) -> str:
             continue
         shown = _value(step, field)
         if shown:
-            parts.append(f"{field.verbose_name}: {shown}")
+            parts.append(f"{FIELD_NAMES.get(field.name, field.verbose_name)}: {shown}")
     if isinstance(step, Condition):
         if step.negate:
             parts.append("negated")

@@ -16,7 +16,8 @@ class FlowRun(models.Model):
     """One customer's journey through one flow, pinned to the version it started on."""
 
     flow = models.ForeignKey("flows.Flow", on_delete=models.CASCADE, related_name="runs")
-    version = models.ForeignKey("flows.FlowVersion", on_delete=models.PROTECT, related_name="runs")
+    # RESTRICT: a version with runs cannot be deleted alone, but deleting the flow takes both.
+    version = models.ForeignKey("flows.FlowVersion", on_delete=models.RESTRICT, related_name="runs")
     customer = models.ForeignKey("orders.Customer", on_delete=models.CASCADE, related_name="flow_runs")
     order = models.ForeignKey("orders.Order", null=True, blank=True, on_delete=models.SET_NULL, related_name="flow_runs")
     dedupe_key = models.CharField(max_length=200, help_text="Enforces the entry rule: unique per flow.")
@@ -71,6 +72,7 @@ class SkippedEntry(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name_plural = "skipped entries"
         constraints = [models.UniqueConstraint(fields=["flow", "event_id"], name="skipped_entry_once")]
 
 
