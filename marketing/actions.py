@@ -323,3 +323,98 @@ def _channel_data(campaign: Campaign, variant: Any, rendered: Any, unsubscribe: 
             "body_parameters": list(getattr(rendered, "template_parameters", []) or []),
         }
     return data
+
+
+# --- For the admin: preview, test sends, archiving ----------------------------------------
+
+
+def preview_context(
+    *, campaign: Campaign, customer: Customer, order: Order | None, now: datetime, key: str = "preview"
+) -> dict[str, Any]:
+    """The template context a send of ``campaign`` to ``customer`` (about ``order``)
+    renders with, built as ``send_campaign`` builds it (same shop, unsubscribe link and
+    recommendations), except that the promo code is only peeked, never issued. Writes
+    nothing: for previews and test sends."""
+    from marketing.context import build_context
+    from marketing.recommendations import recommender_for
+    from marketing.unsubscribe import unsubscribe_url
+
+    shop = SendContext(order=order).resolved_shop(customer)
+    promo_codes: dict[str, str] = {}
+    if campaign.promo_pool is not None:
+        promo_codes[campaign.promo_pool.slug] = peek_code(pool=campaign.promo_pool, customer=customer)
+    unsubscribe = unsubscribe_url(customer=customer, channel=campaign.channel, campaign=campaign) if campaign.is_marketing else ""
+    return build_context(
+        customer=customer,
+        shop=shop,
+        order=order,
+        campaign=campaign,
+        now=now,
+        send_key=key,
+        promo_codes=promo_codes,
+        recommend=recommender_for(customer, now, shop),
+        unsubscribe_url=unsubscribe,
+        event={},
+    )
+
+
+TEST_PREFIX = "[TEST] "
+
+
+def send_test_message(
+    *,
+    campaign: Campaign,
+    variant: Any,
+    customer: Customer,
+    order: Order | None,
+    address: str,
+    now: datetime,
+    requested_by: str,
+) -> Any:
+    """Render ``variant`` for ``customer`` (and ``order``) and queue it to ``address``
+    through the campaign's channel, marked as a test: idempotency key ``test:<uuid4>``,
+    data ``{"test": True, ...}``, the subject (and a push title, and the text of channels
+    without a subject) prefixed "[TEST] ". No send record is written and no promo code
+    issued: a test decides nothing about the customer and counts in no statistics.
+    Returns the ledger ``Message``. Raises ``TemplateProblem`` when the variant does not
+    render, ``ImproperlyConfigured`` when no backend sends the campaign's channel and
+    ``ValueError`` when the campaign's alias sends another kind."""
+    import uuid
+
+    from channels.kinds import ChannelKind
+    from marketing.rendering import render_variant
+
+    context = preview_context(campaign=campaign, customer=customer, order=order, now=now, key="test")
+    rendered = render_variant(variant, context)
+    # No List-Unsubscribe header: a one-click unsubscribe pressed in the tester's mailbox
+    # would unsubscribe the customer the test was rendered for.
+    data = _channel_data(campaign, variant, rendered, unsubscribe="")
+    data.update(test=True, requested_by=requested_by, rendered_for_customer=customer.pk)
+    if data.get("title"):
+        data["title"] = TEST_PREFIX + data["title"]
+    text = rendered.text
+    if campaign.channel != ChannelKind.EMAIL and text:
+        text = TEST_PREFIX + text
+    return send_message(
+        kind=campaign.channel,
+        alias=campaign.alias or None,
+        address=address,
+        idempotency_key=f"test:{uuid.uuid4()}",
+        subject=TEST_PREFIX + (rendered.subject or campaign.name),
+        text=text,
+        html=rendered.html,
+        data=data,
+        now=now,
+    )
+
+
+def archive_campaign(*, campaign: Campaign) -> bool:
+    """Archive the campaign: from now on every send of it is blocked (``not_active``);
+    its sends, statistics and conversions stay. Activating it again goes through
+    ``marketing.compliance.activate_campaign``. Returns False when it was archived
+    already."""
+    if campaign.status == Campaign.Status.ARCHIVED:
+        return False
+    campaign.status = Campaign.Status.ARCHIVED
+    campaign.save(update_fields=["status", "updated_at"])
+    return True
