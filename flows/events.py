@@ -6,7 +6,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from flows.models import TriggerKind
 from orders.models import Customer, Order, Shop
 
 

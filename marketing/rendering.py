@@ -25,27 +25,20 @@ from __future__ import annotations
 
 import difflib
 import functools
-import itertools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
-from decimal import Decimal
-from types import BuiltinMethodType, MethodType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from django.conf import settings
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2 import TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateRuntimeError
-from jinja2.runtime import Context
-from jinja2.sandbox import ImmutableSandboxedEnvironment
-from jinja2.utils import Namespace, missing
+from jinja2.utils import missing
 from markupsafe import escape
 
-from marketing.context import FILTERS, ContextError
+from marketing.context import ContextError
 
 if TYPE_CHECKING:
     from jinja2 import Template

@@ -4,29 +4,26 @@ and the guards on operators and filters that could build huge values. See
 
 from __future__ import annotations
 
-import difflib
 import functools
 import itertools
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
-from types import BuiltinMethodType, MethodType, TracebackType
-from typing import TYPE_CHECKING, Any
+from types import BuiltinMethodType, MethodType
+from typing import Any
 
 from django.conf import settings
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2 import StrictUndefined, UndefinedError, nodes
 from jinja2.compiler import CodeGenerator, Frame
-from jinja2.exceptions import SecurityError, TemplateRuntimeError
+from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import Namespace, missing
-from markupsafe import escape
 
-from marketing.context import FILTERS, ContextError
+from marketing.context import FILTERS
 
 
 TEMPLATE_MAX_BYTES = 100 * 1024

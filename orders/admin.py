@@ -30,7 +30,6 @@ from orders.models import (
     Order,
     OrderLine,
     OrderStatusChange,
-    Platform,
     PrivacyRequest,
     Product,
     ProductView,

@@ -38,7 +38,7 @@ def reasons(run: FlowRun) -> list[tuple[str, str]]:
 
 
 def test_a_matching_condition_runs_to_the_end_and_logs_each_step():
-    flow = make_flow(steps=[(OrderStatusCondition, {"key": "paid", "statuses": ["paid", "confirmed"]})], now=NOW)
+    make_flow(steps=[(OrderStatusCondition, {"key": "paid", "statuses": ["paid", "confirmed"]})], now=NOW)
     order = OrderFactory(status="paid", placed_at=NOW - timedelta(hours=1))
     [run] = engine.start_runs(event=order_event(order), now=NOW)
     assert engine.advance_run(run_id=run.pk, now=NOW) == "completed"

@@ -565,7 +565,7 @@ def test_a_run_page_shows_its_journey_with_the_send_record_beside_each_send(admi
     assert "Condition: order status is one of" in page and "passed" in page
     assert "Wait: a fixed delay" in page and "waited_until" in page
     assert "Blocked: Frequency cap" in page and "3 emails in 7 days already" in page and "Welcome email" in page
-    assert f'"event_id": "e1"' in page  # the trigger event as JSON
+    assert '"event_id": "e1"' in page  # the trigger event as JSON
     assert "finish: End the run (finish)" in page
     assert "Retry from the failed step" not in page
     assert 'name="_save"' not in page  # read-only

@@ -4,7 +4,7 @@ flow's messages in the channels ledger out."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 import time_machine
