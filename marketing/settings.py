@@ -151,6 +151,8 @@ HERALD_REENQUEUE_AFTER_SECONDS = env_int("HERALD_REENQUEUE_AFTER_SECONDS", 60, m
 HERALD_WOOCOMMERCE_SYNC_MINUTES = env_int("HERALD_WOOCOMMERCE_SYNC_MINUTES", 15, minimum=1)
 # Each app that owns periodic work reports its health here (see marketing/health.py).
 HERALD_HEALTH_CHECKS = ["orders.health.check", "channels.health.check", "flows.health.check"]
+# What each room counts as waiting on staff, for the admin's front page.
+HERALD_ATTENTION_CHECKS = ["orders.attention.attention", "channels.attention.attention", "flows.attention.attention"]
 # Attribution windows in hours per channel (or per channel and touch); see marketing/conversions.py.
 HERALD_ATTRIBUTION_WINDOWS = env_json("HERALD_ATTRIBUTION_WINDOWS", {})
 HERALD_RECOMMENDATION_POPULAR_DAYS = env_int("HERALD_RECOMMENDATION_POPULAR_DAYS", 30, minimum=1)
