@@ -142,19 +142,15 @@ def exit_runs_on_order(*, customer_id: int, order_id: int, placed_at: datetime, 
         .filter(customer_id=customer_id, status=RunStatus.WAITING, flow__exit_on_order=True, started_at__lt=placed_at)
         .exclude(order_id=order_id)
     )
-    for run in runs:
-        StepLog.objects.create(
-            run=run,
-            step_key=run.step_key,
-            step_type="exit",
-            outcome="exit",
-            reason="exited:placed_order",
-            detail=f"order {order_id} placed {placed_at:%Y-%m-%d %H:%M} UTC",
-            executed_at=now,
-        )
-        FlowRun.objects.filter(pk=run.pk).update(
-            status=RunStatus.EXITED, exit_reason="placed_order", finished_at=now, resume_at=None, lease_until=None
-        )
+    detail = f"order {order_id} placed {placed_at:%Y-%m-%d %H:%M} UTC"
+    StepLog.objects.bulk_create(
+        StepLog(run=run, step_key=run.step_key, step_type="exit", outcome="exit", reason="exited:placed_order",
+                detail=detail, executed_at=now)  # fmt: skip
+        for run in runs
+    )
+    FlowRun.objects.filter(pk__in=[run.pk for run in runs]).update(
+        status=RunStatus.EXITED, exit_reason="placed_order", finished_at=now, resume_at=None, lease_until=None
+    )
     return len(runs)
 
 

@@ -239,10 +239,7 @@ def _render_and_send(
     address: str,
     shop: Shop | None,
 ) -> Verdict:
-    from marketing.context import build_context
-    from marketing.recommendations import recommender_for
     from marketing.rendering import TemplateProblem, render_variant
-    from marketing.unsubscribe import unsubscribe_url
 
     code = None
     promo_codes: dict[str, str] = {}
@@ -255,18 +252,8 @@ def _render_and_send(
                 return _blocked(campaign, customer, context, key, now, dry_run, existing, variant, address,
                                 BlockReason.NO_PROMO_CODE, f"The promo pool {campaign.promo_pool.name!r} has no free codes.")  # fmt: skip
             promo_codes[campaign.promo_pool.slug] = code.code
-    unsubscribe = unsubscribe_url(customer=customer, channel=campaign.channel, campaign=campaign) if campaign.is_marketing else ""
-    template_context = build_context(
-        customer=customer,
-        shop=shop,
-        order=context.order,
-        campaign=campaign,
-        now=now,
-        send_key=key,
-        promo_codes=promo_codes,
-        recommend=recommender_for(customer, now, shop),
-        unsubscribe_url=unsubscribe,
-        event=context.event,
+    unsubscribe, template_context = _template_context(
+        campaign, customer, shop, context.order, now, key=key, promo_codes=promo_codes, event=context.event
     )
     try:
         rendered = render_variant(variant, template_context)
@@ -335,16 +322,32 @@ def preview_context(
     renders with, built as ``send_campaign`` builds it (same shop, unsubscribe link and
     recommendations), except that the promo code is only peeked, never issued. Writes
     nothing: for previews and test sends."""
-    from marketing.context import build_context
-    from marketing.recommendations import recommender_for
-    from marketing.unsubscribe import unsubscribe_url
-
     shop = SendContext(order=order).resolved_shop(customer)
     promo_codes: dict[str, str] = {}
     if campaign.promo_pool is not None:
         promo_codes[campaign.promo_pool.slug] = peek_code(pool=campaign.promo_pool, customer=customer)
+    return _template_context(campaign, customer, shop, order, now, key=key, promo_codes=promo_codes, event={})[1]
+
+
+def _template_context(
+    campaign: Campaign,
+    customer: Customer,
+    shop: Shop | None,
+    order: Order | None,
+    now: datetime,
+    *,
+    key: str,
+    promo_codes: dict[str, str],
+    event: dict[str, Any],
+) -> tuple[str, dict[str, Any]]:
+    """The unsubscribe URL (marketing only) and the template context of one send: the one
+    place both a real send and a preview build it."""
+    from marketing.context import build_context
+    from marketing.recommendations import recommender_for
+    from marketing.unsubscribe import unsubscribe_url
+
     unsubscribe = unsubscribe_url(customer=customer, channel=campaign.channel, campaign=campaign) if campaign.is_marketing else ""
-    return build_context(
+    context = build_context(
         customer=customer,
         shop=shop,
         order=order,
@@ -354,8 +357,9 @@ def preview_context(
         promo_codes=promo_codes,
         recommend=recommender_for(customer, now, shop),
         unsubscribe_url=unsubscribe,
-        event={},
+        event=event,
     )
+    return unsubscribe, context
 
 
 TEST_PREFIX = "[TEST] "

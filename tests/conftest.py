@@ -128,3 +128,18 @@ def channel_backends(settings: Any) -> Any:
     locmem.outbox.clear()
     yield locmem.outbox
     locmem.outbox.clear()
+
+
+@pytest.fixture
+def dead_addresses() -> Any:
+    """(kind, address, reason) of every address_dead signal sent during the test."""
+    from channels import signals
+
+    seen: list[tuple[str, str, str]] = []
+
+    def handler(sender: Any, **kw: Any) -> None:
+        seen.append((kw["kind"], kw["address"], kw["reason"]))
+
+    signals.address_dead.connect(handler)
+    yield seen
+    signals.address_dead.disconnect(handler)

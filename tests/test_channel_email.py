@@ -17,7 +17,7 @@ from anymail.signals import AnymailTrackingEvent, pre_send, tracking
 from django.core import mail
 from django.utils import timezone
 
-from channels import anymail_tracking, signals
+from channels import anymail_tracking
 from channels.actions import deliver_message, send_message
 from channels.models import DeliveryEvent, Message, MessageStatus
 
@@ -45,18 +45,6 @@ def deliver(message: Message, **kwargs) -> Message:
     deliver_message(message_id=message.pk, **kwargs)
     message.refresh_from_db()
     return message
-
-
-@pytest.fixture
-def dead_addresses():
-    seen: list[tuple[str, str, str]] = []
-
-    def handler(sender, **kw):
-        seen.append((kw["kind"], kw["address"], kw["reason"]))
-
-    signals.address_dead.connect(handler)
-    yield seen
-    signals.address_dead.disconnect(handler)
 
 
 # --- SMTP, against a real SMTP server on loopback ------------------------------------------

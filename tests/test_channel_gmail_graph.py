@@ -13,7 +13,6 @@ import responses
 import time_machine
 from django.utils import timezone
 
-from channels import signals
 from channels.actions import deliver_message, send_message
 from channels.models import Message, MessageStatus
 from tests.conftest import load_fixture
@@ -56,18 +55,6 @@ def http(settings):
     settings.CHANNEL_BACKENDS = {"gmail": GMAIL, "graph": GRAPH}
     with responses.RequestsMock() as mock:
         yield mock
-
-
-@pytest.fixture
-def dead_addresses():
-    seen: list[tuple[str, str, str]] = []
-
-    def handler(sender, **kw):
-        seen.append((kw["kind"], kw["address"], kw["reason"]))
-
-    signals.address_dead.connect(handler)
-    yield seen
-    signals.address_dead.disconnect(handler)
 
 
 def queue(alias: str, key: str = "k1", now: datetime | None = None) -> Message:

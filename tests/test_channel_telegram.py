@@ -9,7 +9,6 @@ import responses
 import time_machine
 from django.utils import timezone
 
-from channels import signals
 from channels.actions import deliver_message, outgoing, send_message
 from channels.backends.base import RateLimit
 from channels.models import Message, MessageStatus
@@ -35,18 +34,6 @@ def telegram(settings, channel_backends):
 def api():
     with responses.RequestsMock() as mock:
         yield mock
-
-
-@pytest.fixture
-def dead_addresses():
-    seen: list[tuple[str, str, str]] = []
-
-    def handler(sender, **kw):
-        seen.append((kw["kind"], kw["address"], kw["reason"]))
-
-    signals.address_dead.connect(handler)
-    yield seen
-    signals.address_dead.disconnect(handler)
 
 
 def queue(key: str = "order-1001-shipped", address: str = CHAT, **extra) -> Message:

@@ -9,7 +9,6 @@ import pytest
 import requests
 import responses
 
-from channels import signals
 from channels.actions import deliver_message, send_message
 from channels.checks import check_channel_backends
 from channels.models import DeliveryEvent, Message, MessageStatus, Receipt, RejectedReceipt
@@ -36,18 +35,6 @@ def viber(settings, channel_backends):
 def api():
     with responses.RequestsMock() as mock:
         yield mock
-
-
-@pytest.fixture
-def dead_addresses():
-    seen: list[tuple[str, str, str]] = []
-
-    def handler(sender, **kw):
-        seen.append((kw["kind"], kw["address"], kw["reason"]))
-
-    signals.address_dead.connect(handler)
-    yield seen
-    signals.address_dead.disconnect(handler)
 
 
 def queue(key: str = "order-1001-shipped", **extra) -> Message:
